@@ -109,13 +109,16 @@ class FashionDataModule(L.LightningDataModule):
         return self.task.num_classes
 
     def prepare_data(self) -> None:
-        self.directory = data.locate(self.root, download=self.download)
+        self.load()
 
-    def setup(self, stage: str | None = None) -> None:
+    def load(self) -> None:
+        """Find, verify and read the files once; raises data.DataError on a bad or missing file.
+
+        Called before training starts, so bad data fails fast, before any run is tracked.
+        """
         if self.tensors:
             return
-        if self.directory is None:
-            self.directory = data.locate(self.root, download=self.download)
+        self.directory = data.locate(self.root, download=self.download)
         train_images, train_fine = data.read_split(self.directory, "train", verify=self.verify)
         test_images, test_fine = data.read_split(self.directory, "test", verify=self.verify)
         if not 0 <= self.val_size < len(train_fine):
@@ -125,27 +128,33 @@ class FashionDataModule(L.LightningDataModule):
             )
 
         # the split depends only on split_seed, so every model and seed sees the same one
-        order = torch.randperm(len(train_fine), generator=torch.Generator().manual_seed(
-            self.split_seed))
+        generator = torch.Generator().manual_seed(self.split_seed)
+        order = torch.randperm(len(train_fine), generator=generator)
         val_index, train_index = order[: self.val_size], order[self.val_size :]
         self.fine_labels = {
             "train": train_fine[train_index],
             "val": train_fine[val_index],
             "test": test_fine,
         }
-        device = self._data_device()
         for split, images in (
             ("train", train_images[train_index]),
             ("val", train_images[val_index]),
             ("test", test_images),
         ):
-            labels = self.task.map_labels(self.fine_labels[split])
-            self.tensors[split] = (images.to(device), labels.to(device))
+            self.tensors[split] = (images, self.task.map_labels(self.fine_labels[split]))
         log.info(
-            "data from %s: %d train, %d val, %d test images, task %s (%d classes), on %s",
+            "data from %s: %d train, %d val, %d test images, task %s (%d classes)",
             self.directory, len(train_index), len(val_index), len(test_fine),
-            self.task.name, self.num_classes, device,
+            self.task.name, self.num_classes,
         )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+        device = self._data_device()
+        if self.tensors["train"][0].device != device:
+            self.tensors = {split: (images.to(device), labels.to(device))
+                            for split, (images, labels) in self.tensors.items()}
+            log.info("dataset moved to %s", device)
 
     def _data_device(self) -> torch.device:
         if self.data_on_device and self.trainer is not None:

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from fashion import plots, tracking
-from fashion.data import FINE_CLASSES
+from fashion.data import FINE_CLASSES, SUPERCLASSES, get_task
 from fashion.datamodule import FashionDataModule
 from fashion.metrics import evaluate
 from fashion.module import Classifier
@@ -54,12 +55,23 @@ def data_figures(datamodule: FashionDataModule, directory: Path) -> list[Path]:
     return paths
 
 
+def superclass_accuracy(fine_logits: torch.Tensor, fine_targets: torch.Tensor) -> float:
+    """Accuracy on the superclass task of a 10-class model, its predictions mapped up."""
+    to_super = get_task("superclass").map_labels
+    preds = to_super(fine_logits.argmax(dim=1))
+    return multiclass_accuracy(preds, to_super(fine_targets), len(SUPERCLASSES),
+                               average="micro").item()
+
+
 def log_test_report(
     client: MlflowClient, run_id: str, module: Classifier, datamodule: FashionDataModule
 ) -> dict[str, float]:
     """Evaluate the test predictions the module kept, log metrics and files; return metrics."""
     evaluation = evaluate(module.test_logits, module.test_targets, datamodule.class_names)
     metrics = evaluation.metrics("test")
+    if datamodule.task.name == "fine":
+        metrics["test/superclass_acc"] = superclass_accuracy(module.test_logits,
+                                                            module.test_targets)
     tracking.log_metrics(client, run_id, metrics)
 
     with tempfile.TemporaryDirectory() as scratch:

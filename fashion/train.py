@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion import device, tracking
 from fashion.augment import AugmentSettings
+from fashion.data import DataError
 from fashion.datamodule import FashionDataModule
 from fashion.models import count_trainable, create_network
 from fashion.module import Classifier
@@ -87,6 +88,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     resolve_settings(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
+    datamodule.load()
     trainable = count_trainable(module.net)
 
     client = tracking.get_client(cfg.tracking_uri)
@@ -144,7 +146,11 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    metrics = train(cfg, output_dir)
+    try:
+        metrics = train(cfg, output_dir)
+    except DataError as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
     return metrics["test/acc"]  # the objective a Hydra sweeper maximises
 
 

@@ -1,0 +1,1 @@
+"""Fashion-MNIST classifier study: Hydra configs, Lightning training, MLflow tracking."""
