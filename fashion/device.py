@@ -2,6 +2,7 @@
 
 import logging
 import os
+import platform
 from functools import cache
 from pathlib import Path
 
@@ -32,6 +33,19 @@ def cpu_has_fast_bf16() -> bool:
     Without them bf16 autocast on CPU emulates the arithmetic and runs slower than fp32.
     """
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
+
+
+def describe(accelerator: str) -> str:
+    """The hardware a run trains on, for its tags and reports."""
+    if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical CPUs)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs)"
 
 
 def resolve_accelerator(accelerator: str) -> str:

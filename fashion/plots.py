@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 NORMALIZATIONS = (None, "all", "true")
 Labels = Sequence[int] | torch.Tensor | np.ndarray
@@ -85,6 +86,7 @@ def curves_figure(history: Mapping[str, Sequence[float]], title: str = "") -> Fi
         else:
             _write_note(ax, f"no {kind} history")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.set_title(label.capitalize())
         ax.grid(alpha=0.3)
@@ -243,6 +245,7 @@ def loss_curves_by_model(histories: Mapping[str, Mapping[str, Sequence[float]]])
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=stage)
         ax.set_title(model)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("cross-entropy loss")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -282,7 +285,7 @@ def accuracy_bars(
     marked = [(i, reference[name]) for i, name in enumerate(names) if name in reference]
     if marked:
         x, y = zip(*marked, strict=True)
-        ax.scatter(x, y, marker="D", color="tab:red", zorder=3, label="reference")
+        ax.scatter(x, y, marker="D", color="tab:red", zorder=3, label="course study")
 
     values = np.concatenate([means_array - stds_array, means_array + stds_array])
     values = np.concatenate([values, [value for _, value in marked]])

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +96,42 @@ def log_metrics(client: MlflowClient, run_id: str, values: Mapping[str, float],
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
 
 
+def was_interrupted(error: BaseException) -> bool:
+    """True for Ctrl-C or SIGTERM, also when Lightning turned it into sys.exit(1)."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__context__
+    return False
+
+
 @contextlib.contextmanager
 def tracked_run(client: MlflowClient, run_id: str) -> Iterator[str]:
     """Close the run as FINISHED, FAILED or KILLED, with the reason as a tag.
 
     Whatever the run logged before a failure stays in the store; the exception goes on.
+    A process killed with SIGKILL cannot close its run: it stays RUNNING until resumed.
     """
     try:
         yield run_id
-    except KeyboardInterrupt:
-        client.set_tag(run_id, "failure_reason", "interrupted (Ctrl-C or SIGINT)")
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
-        raise
     except BaseException as error:
-        reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-        client.set_tag(run_id, "failure_reason", reason)
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        if was_interrupted(error):
+            status, reason = RunStatus.KILLED, "interrupted by Ctrl-C or SIGTERM"
+        else:
+            status, reason = RunStatus.FAILED, f"{type(error).__name__}: {error}"
+        client.set_tag(run_id, "failure_reason", reason.splitlines()[0][:500])
+        client.set_terminated(run_id, RunStatus.to_string(status))
+        log.error("run %s marked %s: %s", run_id, RunStatus.to_string(status), reason)
         raise
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+class PrepareStore(Callback):
+    """Hydra callback: create the store and the experiment once, in the launching process,
+    so that parallel jobs do not race to initialise a fresh SQLite database."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        experiment_id(get_client(config.tracking_uri), config.experiment)
 
 
 class EpochMetricsCallback(L.Callback):
@@ -125,10 +145,12 @@ class EpochMetricsCallback(L.Callback):
         self.client, self.run_id = client, run_id
         history = client.get_metric_history(run_id, "train/loss")
         self.logged_epochs = {m.step for m in history}
+        self.epochs_trained = 0  # in this process; a resumed run counts from its checkpoint
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
+        self.epochs_trained += 1
         epoch = trainer.current_epoch + 1
         if epoch in self.logged_epochs:
             return

@@ -5,6 +5,7 @@ every job of a sweep becomes one MLflow run in the same experiment, tagged with 
 """
 
 import logging
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -15,14 +16,17 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
+from mlflow import MlflowClient
+from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
-from fashion import device, tracking
+from fashion import device, resume, tracking
 from fashion.augment import AugmentSettings
 from fashion.data import DataError
 from fashion.datamodule import FashionDataModule
 from fashion.models import count_trainable, create_network
-from fashion.module import Classifier
+from fashion.module import Classifier, NonFiniteLossError
+from fashion.schema import ConfigError, validate  # importing registers the schema
 
 log = logging.getLogger("fashion.train")
 
@@ -76,79 +80,133 @@ def trainer_arguments(cfg: DictConfig) -> dict:
     return {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if v is not None}
 
 
-def sweep_tag() -> str:
-    """The sweep directory of a multirun job, or the run directory of a single run."""
+def sweep_tag(cfg: DictConfig) -> str:
+    """sweep_id if set, else the sweep directory of a multirun job or a single run's folder."""
+    if cfg.get("sweep_id"):
+        return str(cfg.sweep_id)
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return str(hydra_cfg.sweep.dir)
     return str(hydra_cfg.run.dir)
 
 
+def start_run(client: MlflowClient, experiment: str, cfg: DictConfig, tags: dict) -> str:
+    run = client.create_run(experiment, run_name=cfg.run_name, tags=tags)
+    return run.info.run_id
+
+
+def skip_finished(client: MlflowClient, run: Run, sweep: str) -> dict[str, float]:
+    client.set_tag(run.info.run_id, "sweep", sweep)  # the re-run sweep includes this run
+    log.info("%s already finished as run %s; skipped", run.info.run_name, run.info.run_id)
+    return dict(run.data.metrics)
+
+
 def train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    client = tracking.get_client(cfg.tracking_uri)
+    experiment = tracking.experiment_id(client, cfg.experiment)
+    fingerprint = resume.config_hash(cfg)
+    sweep = sweep_tag(cfg)
+    previous = resume.find_run(client, experiment, cfg) if cfg.resume else None
+    if previous is not None:
+        if previous.info.status == "FINISHED":
+            return skip_finished(client, previous, sweep)
+        resume_mode = cfg.resume
+        cfg = resume.load_config(client, previous)
+        cfg.resume = resume_mode
+        output_dir = Path(previous.data.tags["output_dir"])
+
     resolve_settings(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
-    datamodule.load()
+    datamodule.load()  # bad data fails here, before a run is created
     trainable = count_trainable(module.net)
 
-    client = tracking.get_client(cfg.tracking_uri)
-    experiment = tracking.experiment_id(client, cfg.experiment)
-    run = client.create_run(experiment, run_name=cfg.run_name, tags={
-        "model": cfg.model.name,
-        "task": cfg.data.task,
-        "seed": str(cfg.seed),
-        "sweep": sweep_tag(),
-        "git_commit": tracking.git_commit(),
-        "output_dir": str(output_dir),
-        "mlflow.source.name": "fashion.train",
-    })
-    run_id = run.info.run_id
+    if previous is None:
+        run_id = start_run(client, experiment, cfg, tags={
+            "model": cfg.model.name,
+            "task": cfg.data.task,
+            "seed": str(cfg.seed),
+            "sweep": sweep,
+            "config_hash": fingerprint,
+            "git_commit": tracking.git_commit(),
+            "hardware": device.describe(cfg.trainer.accelerator),
+            "output_dir": str(output_dir.absolute()),
+            "mlflow.source.name": "fashion.train",
+        })
+        checkpoint = None
+    else:
+        run_id = previous.info.run_id
+        checkpoint = resume.reopen(client, previous)
+        client.set_tag(run_id, "sweep", sweep)
     log.info("MLflow run %s in experiment %r at %s", run_id, cfg.experiment, client.tracking_uri)
 
     with tracking.tracked_run(client, run_id):
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        tracking.log_params(client, run_id, tracking.flatten(resolved)
-                            | {"trainable_params": str(trainable)})
-        client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-
-        trainer = L.Trainer(
-            **trainer_arguments(cfg),
-            default_root_dir=output_dir,
-            logger=False,
-            callbacks=[
-                tracking.EpochMetricsCallback(client, run_id),
-                ModelCheckpoint(dirpath=output_dir / "checkpoints", save_last=True,
-                                save_top_k=0),
-            ],
-        )
-        started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
-        fit_seconds = time.perf_counter() - started
-        trainer.test(module, datamodule=datamodule, verbose=False)
-
-        from fashion.report import log_test_report  # imports matplotlib only when needed
-
-        metrics = log_test_report(client, run_id, module, datamodule)
-        epochs = max(trainer.current_epoch, 1)
-        tracking.log_metrics(client, run_id, {
-            "time/fit_seconds": fit_seconds,
-            "time/epoch_seconds": fit_seconds / epochs,
-        })
-        with tempfile.TemporaryDirectory() as scratch:
-            weights = Path(scratch) / "state_dict.pt"
-            torch.save(module.net.state_dict(), weights)
-            client.log_artifact(run_id, str(weights), "model")
+        if checkpoint is None:
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            tracking.log_params(client, run_id, tracking.flatten(resolved)
+                                | {"trainable_params": str(trainable)})
+            client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        metrics = fit_and_test(cfg, client, run_id, datamodule, module, output_dir, checkpoint)
     log.info("%s: test/acc %.4f, test/loss %.4f (run %s)", cfg.run_name,
              metrics["test/acc"], metrics["test/loss"], run_id)
     return metrics
 
 
+def fit_and_test(
+    cfg: DictConfig,
+    client: MlflowClient,
+    run_id: str,
+    datamodule: FashionDataModule,
+    module: Classifier,
+    output_dir: Path,
+    checkpoint: Path | None,
+) -> dict[str, float]:
+    epoch_metrics = tracking.EpochMetricsCallback(client, run_id)
+    trainer = L.Trainer(
+        **trainer_arguments(cfg),
+        default_root_dir=output_dir,
+        logger=False,
+        callbacks=[
+            epoch_metrics,
+            resume.RandomStateCallback(),
+            # saved after the epoch's metrics are logged, so a resumed run never
+            # misses an epoch in its curves
+            ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last", save_top_k=1,
+                            enable_version_counter=False, save_on_train_epoch_end=True),
+        ],
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+    fit_seconds = time.perf_counter() - started
+    trainer.test(module, datamodule=datamodule, verbose=False)
+
+    from fashion.report import log_test_report  # imports matplotlib only when needed
+
+    metrics = log_test_report(client, run_id, module, datamodule)
+    tracking.log_metrics(client, run_id, {
+        "time/fit_seconds": fit_seconds,
+        "time/epoch_seconds": fit_seconds / max(epoch_metrics.epochs_trained, 1),
+    })
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = Path(scratch) / "state_dict.pt"
+        torch.save(module.net.state_dict(), weights)
+        client.log_artifact(run_id, str(weights), "model")
+    return metrics
+
+
+def interrupt_on_sigterm(signum: int, frame: object) -> None:
+    # a scheduler's SIGTERM (preemption, `kill`) closes the run as KILLED, like Ctrl-C
+    raise KeyboardInterrupt
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        validate(cfg)
         metrics = train(cfg, output_dir)
-    except DataError as error:
+    except (ConfigError, DataError, resume.ResumeError, NonFiniteLossError) as error:
         log.error("%s", error)
         raise SystemExit(2) from None
     return metrics["test/acc"]  # the objective a Hydra sweeper maximises

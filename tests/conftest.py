@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fashion.schema  # noqa: F401 (registers the structured config that conf/ builds on)
 from fashion.data import write_idx
 
 SMALL_COUNTS = {"train": 120, "test": 40}
