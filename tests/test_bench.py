@@ -8,8 +8,18 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
-TINY = ["--steps", "2", "--warmup", "1", "--repeats", "2", "--batch-size", "16",
-        "data.val_size=20", "data.verify=false"]
+TINY = [
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+    "--repeats",
+    "2",
+    "--batch-size",
+    "16",
+    "data.val_size=20",
+    "data.verify=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +36,17 @@ def test_compare_writes_every_figure(bench, idx_dir: Path, tmp_path: Path, capsy
     bench.main(["--data-dir", str(idx_dir), "--device", "cpu", "--json", str(output), *TINY])
     result = json.loads(output.read_text())
 
-    for key in ("model", "batch_size", "device", "device_name", "torch_threads",
-                "precision", "channels_last", "process_peak_rss_mib"):
+    for key in (
+        "model",
+        "batch_size",
+        "device",
+        "device_name",
+        "torch_threads",
+        "precision",
+        "channels_last",
+        "process_peak_rss_mib",
+        "peak_memory",
+    ):
         assert key in result
     assert result["model"] == "model_2"
     assert result["batch_size"] == 16
@@ -53,8 +72,20 @@ def test_compare_writes_every_figure(bench, idx_dir: Path, tmp_path: Path, capsy
 
 def test_skip_usual_drops_c(bench, idx_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    bench.main(["--data-dir", str(idx_dir), "--device", "cpu", "--skip-usual", "--model",
-                "model_1", "--json", str(output), *TINY])
+    bench.main(
+        [
+            "--data-dir",
+            str(idx_dir),
+            "--device",
+            "cpu",
+            "--skip-usual",
+            "--model",
+            "model_1",
+            "--json",
+            str(output),
+            *TINY,
+        ]
+    )
     result = json.loads(output.read_text())
 
     assert set(result["contenders"]) == {"a", "b"}
@@ -65,15 +96,32 @@ def test_skip_usual_drops_c(bench, idx_dir: Path, tmp_path: Path) -> None:
 
 def test_precision_sweep_covers_four_settings(bench, idx_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "sweep.json"
-    bench.main(["--data-dir", str(idx_dir), "--device", "cpu", "--precision-sweep",
-                "--json", str(output), *TINY])
+    bench.main(
+        [
+            "--data-dir",
+            str(idx_dir),
+            "--device",
+            "cpu",
+            "--precision-sweep",
+            "--json",
+            str(output),
+            *TINY,
+        ]
+    )
     result = json.loads(output.read_text())
 
     settings = {(c["precision"], c["channels_last"]) for c in result["combinations"]}
-    assert settings == {("32-true", False), ("32-true", True), ("bf16-mixed", False),
-                        ("bf16-mixed", True)}
-    baseline = next(c for c in result["combinations"]
-                    if (c["precision"], c["channels_last"]) == ("32-true", False))
+    assert settings == {
+        ("32-true", False),
+        ("32-true", True),
+        ("bf16-mixed", False),
+        ("bf16-mixed", True),
+    }
+    baseline = next(
+        c
+        for c in result["combinations"]
+        if (c["precision"], c["channels_last"]) == ("32-true", False)
+    )
     assert baseline["vs_fp32_contiguous"] == pytest.approx(1.0)
 
 
@@ -85,5 +133,6 @@ def test_cuda_without_device_exits(bench, idx_dir: Path) -> None:
 
 def test_unsupported_precision_exits(bench, idx_dir: Path) -> None:
     with pytest.raises(SystemExit, match="bf16-true"):
-        bench.main(["--data-dir", str(idx_dir), "--device", "cpu", "--precision", "bf16-true",
-                    *TINY])
+        bench.main(
+            ["--data-dir", str(idx_dir), "--device", "cpu", "--precision", "bf16-true", *TINY]
+        )
