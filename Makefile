@@ -10,6 +10,9 @@ EPOCHS ?= 10
 MODELS ?= model_1,model_2,model_3,model_4,model_5,model_6
 SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
 PORT ?= 5000
+# auto: a job whose config already finished in the store is skipped, an unfinished one
+# resumed; RESUME=null retrains everything
+RESUME ?= auto
 
 .PHONY: install data test reproduce compare ui bench lint clean-store
 
@@ -37,7 +40,8 @@ test: install data
 reproduce: install data
 	@start=$$(date +%s); \
 	$(PY) -m fashion.train -m model=$(MODELS) seed=$(SEED_LIST) data.task=$(TASK) \
-		trainer.max_epochs=$(EPOCHS) augment=none trainer.enable_progress_bar=false && \
+		trainer.max_epochs=$(EPOCHS) augment=none trainer.enable_progress_bar=false \
+		resume=$(RESUME) && \
 	$(PY) -m fashion.compare --experiment fashion-$(TASK) && \
 	echo "study wall time: $$(( $$(date +%s) - start )) s" && \
 	echo "browse the runs: make ui, then open http://127.0.0.1:$(PORT)"

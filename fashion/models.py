@@ -33,8 +33,8 @@ class ConvNet(nn.Module):
     """Two conv blocks (32 and 64 channels) and a dense 128 head.
 
     Dropout, when on, ends each conv block (convolution, ReLU, pooling), where Keras
-    models usually place it; after pooling it masks a quarter of the values it would
-    mask before, which matters on CPUs, where drawing the mask dominates the step.
+    models usually place it. After pooling it masks a quarter of the values that it would
+    mask before pooling, and on CPUs drawing the mask is a large share of the step.
     Batch norm, when on, follows the second convolution's ReLU, as Keras places a
     BatchNormalization layer after a Conv2D with a built-in activation.
     """
@@ -78,7 +78,7 @@ def create_network(
 
 
 def l2_weights(net: nn.Module, layers: Sequence[str]) -> list[nn.Parameter]:
-    """Kernel weights (not biases) of the named layers, as Keras' kernel_regularizer sees them."""
+    """Return the kernel weights (not biases) of the named layers, as Keras regularizes them."""
     allowed = getattr(net, "l2_layers", ())
     unknown = [name for name in layers if name not in allowed]
     if unknown:

@@ -1,8 +1,8 @@
 """Continue interrupted runs: find the run to resume, its config and its checkpoint.
 
-`resume=<run id>` continues that run; `resume=auto` looks for a run of the same config in
-the experiment: a finished one is skipped, an unfinished one continues from its last
-checkpoint, and with none a new run starts. The run's config is identified by a hash of
+`resume=<run id>` continues that run. `resume=auto` looks for a run of the same config in
+the experiment: a finished one is skipped, and an unfinished one continues from its last
+checkpoint. When there is none, a new run starts. The run's config is identified by a hash of
 the composed config, so re-running a sweep command finds each job's earlier run.
 """
 
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-# keys that say where or how a run is tracked, not what it computes
+# keys that set where or how a run is tracked, not what it computes
 UNHASHED_KEYS = ("resume", "sweep_id", "tracking_uri")
 CHECKPOINT_NAME = "last.ckpt"
 
@@ -46,7 +46,7 @@ def checkpoint_path(run: Run) -> Path:
 
 
 def find_run(client: MlflowClient, experiment_id: str, cfg: DictConfig) -> Run | None:
-    """The run that cfg.resume names, or for "auto" the latest run of the same config."""
+    """Return the run that cfg.resume names, or for "auto" the latest run of the same config."""
     if cfg.resume != "auto":
         try:
             return client.get_run(cfg.resume)
@@ -68,7 +68,7 @@ def find_run(client: MlflowClient, experiment_id: str, cfg: DictConfig) -> Run |
 
 
 def load_config(client: MlflowClient, run: Run) -> DictConfig:
-    """The resolved config the run was started with, as logged in its config.yaml."""
+    """Read the resolved config that the run started with from its config.yaml artifact."""
     with tempfile.TemporaryDirectory() as scratch:
         try:
             path = client.download_artifacts(run.info.run_id, "config.yaml", scratch)
