@@ -177,19 +177,27 @@ def cli_overrides(idx_dir: Path, tmp_path: Path) -> list[str]:
             f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
 
 
-def test_kill_9_then_resume_auto(idx_dir, tmp_path) -> None:
-    killed = run_cli(cli_overrides(idx_dir, tmp_path), env={"KILL_AT_STEP": "16"},
+def test_kill_9_in_epoch_3_then_resume_matches_uninterrupted(idx_dir, tmp_path) -> None:
+    five_epochs = [*cli_overrides(idx_dir, tmp_path), "trainer.max_epochs=5", "model=model_4"]
+    full = run_cli([*five_epochs, "run_name=full", f"hydra.run.dir={tmp_path}/full"])
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    # 7 steps per epoch: global step 16 is the third step of epoch 3
+    killed = run_cli([*five_epochs, "run_name=killed"], env={"KILL_AT_STEP": "16"},
                      script=KILL_SCRIPT)
     assert killed.returncode == -signal.SIGKILL
-    (run,) = runs(tmp_path)
+    uninterrupted, run = runs(tmp_path)
     assert run.info.status == "RUNNING"  # nothing could close it
-    assert [s for s, _ in epoch_losses(tmp_path, run.info.run_id)] == [1, 2]
+    assert [step for step, _ in epoch_losses(tmp_path, run.info.run_id)] == [1, 2]
 
-    resumed = run_cli([*cli_overrides(idx_dir, tmp_path), "resume=auto"])
+    resumed = run_cli([*five_epochs, "run_name=killed", "resume=auto"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    (run,) = runs(tmp_path)
+    uninterrupted, run = runs(tmp_path)
     assert run.info.status == "FINISHED"
-    assert [s for s, _ in epoch_losses(tmp_path, run.info.run_id)] == [1, 2, 3]
+    assert epoch_losses(tmp_path, run.info.run_id) == epoch_losses(
+        tmp_path, uninterrupted.info.run_id)
+    for key in ("test/acc", "test/loss"):
+        assert run.data.metrics[key] == uninterrupted.data.metrics[key], key
 
 
 def test_sweep_rerun_skips_finished_jobs(idx_dir, tmp_path) -> None:
