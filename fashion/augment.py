@@ -27,8 +27,9 @@ class AugmentSettings:
 
     @property
     def enabled(self) -> bool:
-        return any(p > 0 for p in (self.hflip_p, self.vflip_p, self.rotate_p, self.crop_p,
-                                   self.cutout_p))
+        return any(
+            p > 0 for p in (self.hflip_p, self.vflip_p, self.rotate_p, self.crop_p, self.cutout_p)
+        )
 
 
 class BatchAugment(torch.nn.Module):
@@ -59,8 +60,9 @@ class BatchAugment(torch.nn.Module):
             drawn = (torch.rand(batch, device=x.device) * 2 - 1) * math.radians(s.rotate_degrees)
             angle = torch.where(_coin(angle, s.rotate_p), drawn, angle)
         if s.crop_p > 0:
-            pixels = torch.randint(-s.crop_padding, s.crop_padding + 1, (batch, 2),
-                                   device=x.device).float()
+            pixels = torch.randint(
+                -s.crop_padding, s.crop_padding + 1, (batch, 2), device=x.device
+            ).float()
             pixels = torch.where(_coin(pixels, s.crop_p), pixels, torch.zeros_like(pixels))
             # grid coordinates span [-1, 1], so one pixel is 2 / size
             shift = pixels * torch.tensor([2 / width, 2 / height], device=x.device)

@@ -25,6 +25,7 @@ from fashion.metrics import mean_std, slug
 from fashion.run_selection import (
     Selection,
     SelectionError,
+    check_same_settings,
     exclusion_reason,
     mean_loss_histories,
     natural_key,
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         selection = select_runs(client, args.experiment, args.sweep)
         runs = run_table(selection.finished)
         task = single_task(runs)
+        check_same_settings(selection.finished)
         summary = model_summary(runs, task)
         histories = mean_loss_histories(client, runs)
         transfer = transfer_summary(client, summary) if task == "fine" else None

@@ -59,16 +59,18 @@ class TensorBatches:
         self.sampler = EpochPermutation(len(labels), shuffle, seed)
         self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
 
-    def __len__(self) -> int:
+    def _batch_count(self) -> int:
         full, rest = divmod(len(self.labels), self.batch_size)
         batches = full if self.drop_last or rest == 0 else full + 1
-        return len(range(self.rank, batches, self.world_size))
+        # every rank must run the same number of steps, or DDP waits forever
+        return batches - batches % self.world_size if self.world_size > 1 else batches
+
+    def __len__(self) -> int:
+        return self._batch_count() // self.world_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.sampler.indices(self.images.device)
-        batches = order.split(self.batch_size)
-        if self.drop_last and len(order) % self.batch_size:
-            batches = batches[:-1]
+        batches = order.split(self.batch_size)[: self._batch_count()]
         for index in batches[self.rank :: self.world_size]:
             yield self.images[index], self.labels[index]
 
@@ -122,9 +124,9 @@ class FashionDataModule(L.LightningDataModule):
         train_images, train_fine = data.read_split(self.directory, "train", verify=self.verify)
         test_images, test_fine = data.read_split(self.directory, "test", verify=self.verify)
         if not 0 <= self.val_size < len(train_fine):
-            raise ValueError(
+            raise data.DataError(
                 f"data.val_size={self.val_size} must be in [0, {len(train_fine)}), "
-                f"the number of training images in {self.directory}"
+                f"the number of training images in {self.directory}; lower data.val_size"
             )
 
         # the split depends only on split_seed, so every model and seed sees the same one
@@ -144,16 +146,22 @@ class FashionDataModule(L.LightningDataModule):
             self.tensors[split] = (images, self.task.map_labels(self.fine_labels[split]))
         log.info(
             "data from %s: %d train, %d val, %d test images, task %s (%d classes)",
-            self.directory, len(train_index), len(val_index), len(test_fine),
-            self.task.name, self.num_classes,
+            self.directory,
+            len(train_index),
+            len(val_index),
+            len(test_fine),
+            self.task.name,
+            self.num_classes,
         )
 
     def setup(self, stage: str | None = None) -> None:
         self.load()
         device = self._data_device()
         if self.tensors["train"][0].device != device:
-            self.tensors = {split: (images.to(device), labels.to(device))
-                            for split, (images, labels) in self.tensors.items()}
+            self.tensors = {
+                split: (images.to(device), labels.to(device))
+                for split, (images, labels) in self.tensors.items()
+            }
             log.info("dataset moved to %s", device)
 
     def _data_device(self) -> torch.device:
@@ -163,10 +171,12 @@ class FashionDataModule(L.LightningDataModule):
 
     def _batches(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
         images, labels = self.tensors[split]
-        rank, world = (0, 1) if self.trainer is None else (
-            self.trainer.global_rank, self.trainer.world_size)
-        return TensorBatches(images, labels, batch_size, shuffle, seed=self.shuffle_seed,
-                             rank=rank, world_size=world)
+        rank, world = (
+            (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
+        )
+        return TensorBatches(
+            images, labels, batch_size, shuffle, seed=self.shuffle_seed, rank=rank, world_size=world
+        )
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", self.batch_size, shuffle=True)

@@ -11,8 +11,17 @@ import torch
 log = logging.getLogger(__name__)
 
 # precisions Lightning 2 accepts, plus our "auto"
-PRECISIONS = ("auto", "32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true",
-              "64-true", "transformer-engine")
+PRECISIONS = (
+    "auto",
+    "32-true",
+    "32",
+    "16-mixed",
+    "bf16-mixed",
+    "bf16-true",
+    "16-true",
+    "64-true",
+    "transformer-engine",
+)
 
 
 @cache

@@ -115,4 +115,3 @@ class Classifier(L.LightningModule):
             f"optim.name={self.hparams.optimizer!r} is unknown; choose one of "
             f"{', '.join(OPTIMIZERS)}"
         )
-

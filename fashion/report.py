@@ -29,8 +29,10 @@ def metric_history(client: MlflowClient, run_id: str, keys: tuple[str, ...]) -> 
     """Per-epoch values of each key, ordered by step, latest value per step."""
     history = {}
     for key in keys:
-        by_step = {m.step: m.value for m in sorted(client.get_metric_history(run_id, key),
-                                                   key=lambda m: m.timestamp)}
+        by_step = {
+            m.step: m.value
+            for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
+        }
         history[key] = [by_step[step] for step in sorted(by_step)]
     return history
 
@@ -40,18 +42,26 @@ def data_figures(datamodule: FashionDataModule, directory: Path) -> list[Path]:
     train_images, train_labels = (t.cpu() for t in datamodule.tensors["train"])
     fine = datamodule.fine_labels["train"].cpu()
     paths = [
-        save(plots.label_histograms(fine, train_labels, FINE_CLASSES, datamodule.class_names),
-             directory / "label_histograms.png"),
-        save(plots.example_grid(train_images, train_labels, datamodule.class_names),
-             directory / "examples.png"),
+        save(
+            plots.label_histograms(fine, train_labels, FINE_CLASSES, datamodule.class_names),
+            directory / "label_histograms.png",
+        ),
+        save(
+            plots.example_grid(train_images, train_labels, datamodule.class_names),
+            directory / "examples.png",
+        ),
     ]
     if datamodule.augment is not None:
         before = train_images[:16].unsqueeze(1).float() / 255
         generator_state = torch.get_rng_state()
         after = datamodule.augment(before)
         torch.set_rng_state(generator_state)  # figures must not shift the training draws
-        paths.append(save(plots.augmentation_grid(before, after, "augment: before and after"),
-                          directory / "augmentation.png"))
+        paths.append(
+            save(
+                plots.augmentation_grid(before, after, "augment: before and after"),
+                directory / "augmentation.png",
+            )
+        )
     return paths
 
 
@@ -59,8 +69,9 @@ def superclass_accuracy(fine_logits: torch.Tensor, fine_targets: torch.Tensor) -
     """Accuracy on the superclass task of a 10-class model, its predictions mapped up."""
     to_super = get_task("superclass").map_labels
     preds = to_super(fine_logits.argmax(dim=1))
-    return multiclass_accuracy(preds, to_super(fine_targets), len(SUPERCLASSES),
-                               average="micro").item()
+    return multiclass_accuracy(
+        preds, to_super(fine_targets), len(SUPERCLASSES), average="micro"
+    ).item()
 
 
 def log_test_report(
@@ -70,8 +81,9 @@ def log_test_report(
     evaluation = evaluate(module.test_logits, module.test_targets, datamodule.class_names)
     metrics = evaluation.metrics("test")
     if datamodule.task.name == "fine":
-        metrics["test/superclass_acc"] = superclass_accuracy(module.test_logits,
-                                                            module.test_targets)
+        metrics["test/superclass_acc"] = superclass_accuracy(
+            module.test_logits, module.test_targets
+        )
     tracking.log_metrics(client, run_id, metrics)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -81,12 +93,15 @@ def log_test_report(
         evaluation.write(folder / "evaluation", prefix="test")
 
         history = metric_history(client, run_id, tracking.EPOCH_METRICS[:4])
-        save(plots.curves_figure(history, title=f"{datamodule.task.name} task"),
-             folder / "evaluation" / "curves.png")
+        save(
+            plots.curves_figure(history, title=f"{datamodule.task.name} task"),
+            folder / "evaluation" / "curves.png",
+        )
 
         test_images = datamodule.tensors["test"][0].cpu()
         correct, wrong = plots.prediction_gallery(
-            test_images, module.test_logits, module.test_targets, datamodule.class_names)
+            test_images, module.test_logits, module.test_targets, datamodule.class_names
+        )
         save(correct, folder / "evaluation" / "gallery_correct.png")
         save(wrong, folder / "evaluation" / "gallery_wrong.png")
 

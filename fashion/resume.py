@@ -41,6 +41,22 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def warn_ignored_overrides(requested: DictConfig, stored: DictConfig) -> None:
+    """Log the settings of this command that a resumed run does not take: it continues
+    with the config it started with."""
+    ignored = []
+    wanted = OmegaConf.to_container(requested, resolve=True)
+    used = OmegaConf.to_container(stored, resolve=True)
+    for group, values in wanted.items():
+        if group in UNHASHED_KEYS or not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if value not in ("auto", None) and used.get(group, {}).get(key) != value:
+                ignored.append(f"{group}.{key}={value}")
+    if ignored:
+        log.warning("resuming with the run's own config; ignored: %s", ", ".join(ignored))
+
+
 def checkpoint_path(run: Run) -> Path:
     return Path(run.data.tags.get("output_dir", "")) / "checkpoints" / CHECKPOINT_NAME
 
@@ -102,9 +118,11 @@ class RandomStateCallback(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         # numpy's key array goes in as a tensor, so checkpoints load with weights_only=True
         name, keys, position, has_gauss, cached = np.random.get_state()
-        state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-                 "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss,
-                           cached)}
+        state = {
+            "python": random.getstate(),
+            "torch": torch.get_rng_state(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached),
+        }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state

@@ -101,6 +101,43 @@ def select_runs(client: MlflowClient, experiment: str, sweep: str) -> Selection:
     return Selection(experiment, found.experiment_id, sweep, complete, excluded)
 
 
+# params that may differ between runs compared as repeats of one model
+REPEAT_KEYS = {
+    "seed",
+    "run_name",
+    "resume",
+    "sweep_id",
+    "tracking_uri",
+    "threads",
+    "data.root",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+}
+
+
+def check_same_settings(runs: Iterable[Run]) -> None:
+    """Raise SelectionError when runs of one model differ in more than their seed, since
+    their spread would then mix settings with chance."""
+    by_model: dict[str, list[Run]] = {}
+    for run in runs:
+        by_model.setdefault(run.data.tags.get("model", "?"), []).append(run)
+    for model, group in by_model.items():
+        keys = set().union(*(run.data.params for run in group)) - REPEAT_KEYS
+        differing = {
+            key: sorted({run.data.params.get(key, "(unset)") for run in group})
+            for key in sorted(keys)
+        }
+        differing = {key: values for key, values in differing.items() if len(values) > 1}
+        if differing:
+            shown = "; ".join(
+                f"{key}: {', '.join(values)}" for key, values in list(differing.items())[:3]
+            )
+            raise SelectionError(
+                f"runs of {model} differ in more than the seed ({shown}); compare one "
+                "setting at a time with --sweep SWEEP or a separate --experiment"
+            )
+
+
 def exclusion_reason(run: Run) -> str:
     if run.info.status == "FINISHED":
         return "finished without a test/acc metric"

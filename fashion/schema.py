@@ -66,6 +66,8 @@ RANGES = [
     ("optim.weight_decay", lambda v: v >= 0, "must be >= 0"),
     ("trainer.max_epochs", lambda v: v == -1 or v >= 1, "must be >= 1, or -1 for no limit"),
     ("trainer.max_steps", lambda v: v >= -1, "must be >= -1, where -1 is no limit"),
+    ("trainer.accumulate_grad_batches", lambda v: v >= 1, "must be >= 1"),
+    ("trainer.check_val_every_n_epoch", lambda v: v is None or v >= 1, "must be >= 1"),
     ("threads", lambda v: v >= 1, "must be >= 1, or null for PyTorch's default"),
 ]
 

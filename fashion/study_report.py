@@ -76,7 +76,7 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["rank"] = summary["rank"]
     table["test loss"] = mean_std_cells(summary, "test/loss")
     table["test accuracy"] = mean_std_cells(summary, "test/acc")
-    table["seeds"] = summary["runs"]
+    table["runs"] = summary["runs"]
     epoch_seconds = summary.get("time/epoch_seconds mean", pd.Series(math.nan, summary.index))
     table["s / epoch"] = [f"{s:.2f}" if not math.isnan(s) else "" for s in epoch_seconds]
     if "reference test/acc" in summary:
@@ -100,10 +100,10 @@ def transfer_table(transfer: pd.DataFrame) -> pd.DataFrame:
     """Table 3: superclass accuracy of fine-trained models beside superclass-trained ones."""
     table = pd.DataFrame(index=transfer.index)
     table["trained on fine labels"] = mean_std_cells(transfer, "fine-trained")
-    table["seeds (fine)"] = transfer["fine-trained runs"]
+    table["runs (fine)"] = transfer["fine-trained runs"]
     if "superclass-trained mean" in transfer:
         table["trained on superclasses"] = mean_std_cells(transfer, "superclass-trained")
-        table["seeds (superclass)"] = transfer["superclass-trained runs"]
+        table["runs (superclass)"] = transfer["superclass-trained runs"]
         table["fine minus superclass"] = transfer["fine minus superclass"].map(signed_cell)
     return table
 

@@ -33,10 +33,6 @@ def tracking_uri(explicit: str | None = None) -> str:
     return f"sqlite:///{STORE_DIR / 'mlflow.db'}"
 
 
-def is_default_store(uri: str) -> bool:
-    return uri == f"sqlite:///{STORE_DIR / 'mlflow.db'}"
-
-
 def get_client(uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri(uri))
 
@@ -47,9 +43,10 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     if found is not None:
         return found.experiment_id
     location = None
-    if is_default_store(client.tracking_uri):
+    if client.tracking_uri.startswith("sqlite:///"):
         # anchor artifacts beside the database, whatever the working directory
-        location = (STORE_DIR / "artifacts" / name.replace("/", "_")).as_uri()
+        database = Path(client.tracking_uri.removeprefix("sqlite:///"))
+        location = (database.parent / "artifacts" / name.replace("/", "_")).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:
@@ -74,13 +71,22 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 def git_commit() -> str:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-            timeout=10, check=True,
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
@@ -90,8 +96,9 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> 
         client.log_batch(run_id, params=items[start : start + 100])
 
 
-def log_metrics(client: MlflowClient, run_id: str, values: Mapping[str, float],
-                step: int = 0) -> None:
+def log_metrics(
+    client: MlflowClient, run_id: str, values: Mapping[str, float], step: int = 0
+) -> None:
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
 
@@ -141,11 +148,20 @@ class EpochMetricsCallback(L.Callback):
     twice.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
-        history = client.get_metric_history(run_id, "train/loss")
-        self.logged_epochs = {m.step for m in history}
+    def __init__(self, client: MlflowClient) -> None:
+        self.client = client
+        self.run_id = ""
+        self.logged_epochs: set[int] = set()
         self.epochs_trained = 0  # in this process; a resumed run counts from its checkpoint
+        self.validated = False  # whether validation ran in the current epoch
+
+    def bind(self, run_id: str) -> None:
+        self.run_id = run_id
+        history = self.client.get_metric_history(run_id, "train/loss")
+        self.logged_epochs = {m.step for m in history}
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.validated = self.validated or not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -154,7 +170,13 @@ class EpochMetricsCallback(L.Callback):
         epoch = trainer.current_epoch + 1
         if epoch in self.logged_epochs:
             return
-        values = {key: float(value) for key, value in trainer.callback_metrics.items()
-                  if key in EPOCH_METRICS}
+        # callback_metrics keeps the last validation values, so val/* are logged only in
+        # epochs that ran validation (check_val_every_n_epoch may skip some)
+        values = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key in EPOCH_METRICS and (self.validated or not key.startswith("val/"))
+        }
+        self.validated = False
         log_metrics(self.client, self.run_id, values, step=epoch)
         self.logged_epochs.add(epoch)

@@ -16,6 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
@@ -39,8 +40,7 @@ def resolve_settings(cfg: DictConfig) -> None:
     accelerator = device.resolve_accelerator(cfg.trainer.accelerator)
     cfg.trainer.accelerator = accelerator
     cfg.trainer.precision = device.resolve_precision(cfg.trainer.precision, accelerator)
-    cfg.channels_last = device.resolve_channels_last(cfg.channels_last, cfg.model.arch,
-                                                     accelerator)
+    cfg.channels_last = device.resolve_channels_last(cfg.channels_last, cfg.model.arch, accelerator)
     cfg.threads = device.configure_threads(cfg.threads)
 
 
@@ -59,8 +59,12 @@ def build(cfg: DictConfig) -> tuple[FashionDataModule, Classifier]:
         channels_last=cfg.channels_last,
         data_on_device=cfg.data.on_device,
     )
-    net = create_network(cfg.model.arch, datamodule.num_classes, dropout=cfg.model.dropout,
-                         batch_norm=cfg.model.batch_norm)
+    net = create_network(
+        cfg.model.arch,
+        datamodule.num_classes,
+        dropout=cfg.model.dropout,
+        batch_norm=cfg.model.batch_norm,
+    )
     module = Classifier(
         net,
         datamodule.class_names,
@@ -108,31 +112,43 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     sweep = sweep_tag(cfg)
     previous = resume.find_run(client, experiment, cfg) if cfg.resume else None
     if previous is not None:
+        if previous.data.tags.get("mlflow.source.name") != "fashion.train":
+            raise resume.ResumeError(
+                f"resume={cfg.resume}: run {previous.info.run_id} is not a training run of "
+                "fashion.train; pass the id of a training run"
+            )
         if previous.info.status == "FINISHED":
             return skip_finished(client, previous, sweep)
-        resume_mode = cfg.resume
+        resume_mode, requested = cfg.resume, cfg
         cfg = resume.load_config(client, previous)
         cfg.resume = resume_mode
+        resume.warn_ignored_overrides(requested, cfg)
         output_dir = Path(previous.data.tags["output_dir"])
 
     resolve_settings(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
     datamodule.load()  # bad data fails here, before a run is created
+    trainer = build_trainer(cfg, client, output_dir)
     trainable = count_trainable(module.net)
 
     if previous is None:
-        run_id = start_run(client, experiment, cfg, tags={
-            "model": cfg.model.name,
-            "task": cfg.data.task,
-            "seed": str(cfg.seed),
-            "sweep": sweep,
-            "config_hash": fingerprint,
-            "git_commit": tracking.git_commit(),
-            "hardware": device.describe(cfg.trainer.accelerator),
-            "output_dir": str(output_dir.absolute()),
-            "mlflow.source.name": "fashion.train",
-        })
+        run_id = start_run(
+            client,
+            experiment,
+            cfg,
+            tags={
+                "model": cfg.model.name,
+                "task": cfg.data.task,
+                "seed": str(cfg.seed),
+                "sweep": sweep,
+                "config_hash": fingerprint,
+                "git_commit": tracking.git_commit(),
+                "hardware": device.describe(cfg.trainer.accelerator),
+                "output_dir": str(output_dir.absolute()),
+                "mlflow.source.name": "fashion.train",
+            },
+        )
         checkpoint = None
     else:
         run_id = previous.info.run_id
@@ -143,38 +159,61 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     with tracking.tracked_run(client, run_id):
         if checkpoint is None:
             resolved = OmegaConf.to_container(cfg, resolve=True)
-            tracking.log_params(client, run_id, tracking.flatten(resolved)
-                                | {"trainable_params": str(trainable)})
+            tracking.log_params(
+                client, run_id, tracking.flatten(resolved) | {"trainable_params": str(trainable)}
+            )
             client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        metrics = fit_and_test(cfg, client, run_id, datamodule, module, output_dir, checkpoint)
-    log.info("%s: test/acc %.4f, test/loss %.4f (run %s)", cfg.run_name,
-             metrics["test/acc"], metrics["test/loss"], run_id)
+        metrics = fit_and_test(trainer, client, run_id, datamodule, module, checkpoint)
+    log.info(
+        "%s: test/acc %.4f, test/loss %.4f (run %s)",
+        cfg.run_name,
+        metrics["test/acc"],
+        metrics["test/loss"],
+        run_id,
+    )
     return metrics
 
 
+def build_trainer(cfg: DictConfig, client: MlflowClient, output_dir: Path) -> L.Trainer:
+    """Build the Trainer before any run exists, so a bad trainer.* value costs no run."""
+    try:
+        return L.Trainer(
+            **trainer_arguments(cfg),
+            default_root_dir=output_dir,
+            logger=False,
+            callbacks=[
+                tracking.EpochMetricsCallback(client),
+                resume.RandomStateCallback(),
+                # saved after the epoch's metrics are logged, so a resumed run never
+                # misses an epoch in its curves
+                ModelCheckpoint(
+                    dirpath=output_dir / "checkpoints",
+                    filename="last",
+                    save_top_k=1,
+                    enable_version_counter=False,
+                    save_on_train_epoch_end=True,
+                ),
+            ],
+        )
+    except (MisconfigurationException, ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        raise ConfigError(
+            [f"trainer settings rejected by Lightning: {message}; check the trainer.* overrides"]
+        ) from None
+
+
 def fit_and_test(
-    cfg: DictConfig,
+    trainer: L.Trainer,
     client: MlflowClient,
     run_id: str,
     datamodule: FashionDataModule,
     module: Classifier,
-    output_dir: Path,
     checkpoint: Path | None,
 ) -> dict[str, float]:
-    epoch_metrics = tracking.EpochMetricsCallback(client, run_id)
-    trainer = L.Trainer(
-        **trainer_arguments(cfg),
-        default_root_dir=output_dir,
-        logger=False,
-        callbacks=[
-            epoch_metrics,
-            resume.RandomStateCallback(),
-            # saved after the epoch's metrics are logged, so a resumed run never
-            # misses an epoch in its curves
-            ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last", save_top_k=1,
-                            enable_version_counter=False, save_on_train_epoch_end=True),
-        ],
+    epoch_metrics = next(
+        c for c in trainer.callbacks if isinstance(c, tracking.EpochMetricsCallback)
     )
+    epoch_metrics.bind(run_id)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
     fit_seconds = time.perf_counter() - started
@@ -183,13 +222,18 @@ def fit_and_test(
     from fashion.report import log_test_report  # imports matplotlib only when needed
 
     metrics = log_test_report(client, run_id, module, datamodule)
-    tracking.log_metrics(client, run_id, {
-        "time/fit_seconds": fit_seconds,
-        "time/epoch_seconds": fit_seconds / max(epoch_metrics.epochs_trained, 1),
-    })
+    tracking.log_metrics(
+        client,
+        run_id,
+        {
+            "time/fit_seconds": fit_seconds,
+            "time/epoch_seconds": fit_seconds / max(epoch_metrics.epochs_trained, 1),
+        },
+    )
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / "state_dict.pt"
-        torch.save(module.net.state_dict(), weights)
+        net = getattr(module.net, "_orig_mod", module.net)  # unwrap torch.compile
+        torch.save(net.state_dict(), weights)
         client.log_artifact(run_id, str(weights), "model")
     return metrics
 
@@ -209,7 +253,7 @@ def main(cfg: DictConfig) -> float:
     except (ConfigError, DataError, resume.ResumeError, NonFiniteLossError) as error:
         log.error("%s", error)
         raise SystemExit(2) from None
-    return metrics["test/acc"]  # the objective a Hydra sweeper maximises
+    return metrics.get("test/acc", float("nan"))  # the objective a Hydra sweeper maximises
 
 
 if __name__ == "__main__":

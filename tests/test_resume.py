@@ -20,18 +20,21 @@ EXPERIMENT = "fashion-superclass"
 
 def compose_config(idx_dir: Path, tmp_path: Path, *overrides: str):
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            f"tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-            f"data.root={idx_dir}",
-            "data.verify=false",
-            "data.val_size=20",
-            "data.batch_size=16",  # 100 training images: 7 steps per epoch
-            "trainer.max_epochs=3",
-            "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false",
-            "sweep_id=test",
-            *overrides,
-        ])
+        cfg = compose(
+            "config",
+            overrides=[
+                f"tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+                f"data.root={idx_dir}",
+                "data.verify=false",
+                "data.val_size=20",
+                "data.batch_size=16",  # 100 training images: 7 steps per epoch
+                "trainer.max_epochs=3",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                "sweep_id=test",
+                *overrides,
+            ],
+        )
     train_module.validate(cfg)
     return cfg
 
@@ -118,16 +121,16 @@ def test_resume_continues_the_same_run_exactly(idx_dir, tmp_path, monkeypatch) -
 
     killed = runs(tmp_path)[1]
     assert killed.info.status == "KILLED"
-    again = compose_config(idx_dir, tmp_path, "model=model_4", "run_name=part",
-                           f"resume={killed.info.run_id}")
+    again = compose_config(
+        idx_dir, tmp_path, "model=model_4", "run_name=part", f"resume={killed.info.run_id}"
+    )
     train_module.train(again, tmp_path / "ignored")
 
     first, resumed = runs(tmp_path)
     assert resumed.info.run_id == killed.info.run_id
     assert resumed.info.status == "FINISHED"
     assert "failure_reason" not in resumed.data.tags
-    assert epoch_losses(tmp_path, resumed.info.run_id) == epoch_losses(tmp_path,
-                                                                       first.info.run_id)
+    assert epoch_losses(tmp_path, resumed.info.run_id) == epoch_losses(tmp_path, first.info.run_id)
     for key in ("test/acc", "test/loss", "val/loss"):
         assert resumed.data.metrics[key] == first.data.metrics[key], key
 
@@ -137,8 +140,7 @@ def test_same_seed_gives_identical_epoch_losses(idx_dir, tmp_path) -> None:
         cfg = compose_config(idx_dir, tmp_path, "model=model_6", f"run_name={name}")
         train_module.train(cfg, tmp_path / name)
     first, second = runs(tmp_path)
-    assert epoch_losses(tmp_path, first.info.run_id) == epoch_losses(tmp_path,
-                                                                     second.info.run_id)
+    assert epoch_losses(tmp_path, first.info.run_id) == epoch_losses(tmp_path, second.info.run_id)
     assert first.data.params["seed"] == "0"
     assert first.data.params["trainer.deterministic"] in ("False", "True")
 
@@ -164,17 +166,29 @@ main()
 
 
 def run_cli(args: list[str], env: dict | None = None, script: str | None = None):
-    command = [sys.executable, "-c", script] if script else [sys.executable, "-m",
-                                                            "fashion.train"]
-    return subprocess.run(command + args, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
+    command = [sys.executable, "-c", script] if script else [sys.executable, "-m", "fashion.train"]
+    return subprocess.run(
+        command + args,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MPLBACKEND": "Agg", **(env or {})},
+    )
 
 
 def cli_overrides(idx_dir: Path, tmp_path: Path) -> list[str]:
-    return [f"tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"data.root={idx_dir}",
-            "data.verify=false", "data.val_size=20", "data.batch_size=16",
-            "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
-            f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
+    return [
+        f"tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"data.root={idx_dir}",
+        "data.verify=false",
+        "data.val_size=20",
+        "data.batch_size=16",
+        "trainer.max_epochs=3",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}/run",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+    ]
 
 
 def test_kill_9_in_epoch_3_then_resume_matches_uninterrupted(idx_dir, tmp_path) -> None:
@@ -183,8 +197,9 @@ def test_kill_9_in_epoch_3_then_resume_matches_uninterrupted(idx_dir, tmp_path) 
     assert full.returncode == 0, full.stderr[-3000:]
 
     # 7 steps per epoch: global step 16 is the third step of epoch 3
-    killed = run_cli([*five_epochs, "run_name=killed"], env={"KILL_AT_STEP": "16"},
-                     script=KILL_SCRIPT)
+    killed = run_cli(
+        [*five_epochs, "run_name=killed"], env={"KILL_AT_STEP": "16"}, script=KILL_SCRIPT
+    )
     assert killed.returncode == -signal.SIGKILL
     uninterrupted, run = runs(tmp_path)
     assert run.info.status == "RUNNING"  # nothing could close it
@@ -195,14 +210,20 @@ def test_kill_9_in_epoch_3_then_resume_matches_uninterrupted(idx_dir, tmp_path) 
     uninterrupted, run = runs(tmp_path)
     assert run.info.status == "FINISHED"
     assert epoch_losses(tmp_path, run.info.run_id) == epoch_losses(
-        tmp_path, uninterrupted.info.run_id)
+        tmp_path, uninterrupted.info.run_id
+    )
     for key in ("test/acc", "test/loss"):
         assert run.data.metrics[key] == uninterrupted.data.metrics[key], key
 
 
 def test_sweep_rerun_skips_finished_jobs(idx_dir, tmp_path) -> None:
-    sweep = ["-m", *cli_overrides(idx_dir, tmp_path), "model=model_1,model_2",
-             "trainer.max_epochs=1", "resume=auto"]
+    sweep = [
+        "-m",
+        *cli_overrides(idx_dir, tmp_path),
+        "model=model_1,model_2",
+        "trainer.max_epochs=1",
+        "resume=auto",
+    ]
     assert run_cli(sweep).returncode == 0
     second = run_cli(sweep)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -211,9 +232,17 @@ def test_sweep_rerun_skips_finished_jobs(idx_dir, tmp_path) -> None:
 
 
 def test_parallel_jobs_into_fresh_store(idx_dir, tmp_path) -> None:
-    result = run_cli(["-m", *cli_overrides(idx_dir, tmp_path), "model=model_1,model_2,model_3",
-                      "trainer.max_epochs=1", "threads=1", "hydra/launcher=joblib",
-                      "hydra.launcher.n_jobs=3"])
+    result = run_cli(
+        [
+            "-m",
+            *cli_overrides(idx_dir, tmp_path),
+            "model=model_1,model_2,model_3",
+            "trainer.max_epochs=1",
+            "threads=1",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=3",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     names = [e.name for e in client.search_experiments()]
@@ -227,3 +256,11 @@ def test_parallel_jobs_into_fresh_store(idx_dir, tmp_path) -> None:
         assert "test/acc" in run.data.metrics
         assert len(epoch_losses(tmp_path, run.info.run_id)) == 1
 
+
+def test_val_metrics_only_in_validated_epochs(idx_dir, tmp_path) -> None:
+    cfg = compose_config(idx_dir, tmp_path, "trainer.check_val_every_n_epoch=2")
+    train_module.train(cfg, tmp_path / "out")
+    (run,) = runs(tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [2]
+    assert [step for step, _ in epoch_losses(tmp_path, run.info.run_id)] == [1, 2, 3]

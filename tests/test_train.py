@@ -17,7 +17,10 @@ EPOCH_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 def run_train(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fashion.train", *overrides],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "MPLBACKEND": "Agg", **(env or {})},
     )
 
@@ -64,24 +67,29 @@ def test_training_run_is_complete_in_mlflow(idx_dir: Path, tmp_path: Path) -> No
         history = client.get_metric_history(run.info.run_id, key)
         assert sorted(m.step for m in history) == [1, 2], key
     metrics = run.data.metrics
-    for key in ("test/loss", "test/acc", "test/acc_top", "test/acc_bottom",
-                "test/acc_accessories"):
+    for key in ("test/loss", "test/acc", "test/acc_top", "test/acc_bottom", "test/acc_accessories"):
         assert key in metrics
     # each error costs two one-vs-rest decisions
     ovr_errors = sum(1 - metrics[f"test/acc_{c}"] for c in ("top", "bottom", "accessories"))
     assert ovr_errors == pytest.approx(2 * (1 - metrics["test/acc"]), abs=1e-6)
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    for name in ("test_confusion.png", "test_confusion_counts.csv", "curves.png",
-                 "test_classification_report.md", "gallery_wrong.png"):
+    for name in (
+        "test_confusion.png",
+        "test_confusion_counts.csv",
+        "curves.png",
+        "test_classification_report.md",
+        "gallery_wrong.png",
+    ):
         assert f"evaluation/{name}" in artifacts
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "model", "data", "evaluation"} <= top
 
 
 def test_two_job_sweep_shares_experiment_and_sweep_tag(idx_dir: Path, tmp_path: Path) -> None:
-    result = run_train("-m", *small_overrides(idx_dir, tmp_path), "model=model_1,model_2",
-                       "trainer.max_epochs=1")
+    result = run_train(
+        "-m", *small_overrides(idx_dir, tmp_path), "model=model_1,model_2", "trainer.max_epochs=1"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     runs = finished_runs(tmp_path)
@@ -94,12 +102,16 @@ def test_two_job_sweep_shares_experiment_and_sweep_tag(idx_dir: Path, tmp_path: 
 
 
 def test_missing_data_gives_one_line_per_file(tmp_path: Path) -> None:
-    result = run_train(f"data.root={tmp_path}", f"tracking_uri=sqlite:///{tmp_path}/db.sqlite",
-                       f"hydra.run.dir={tmp_path}/run")
+    result = run_train(
+        f"data.root={tmp_path}",
+        f"tracking_uri=sqlite:///{tmp_path}/db.sqlite",
+        f"hydra.run.dir={tmp_path}/run",
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in (result.stderr + result.stdout).splitlines()
-             if "file not found" in line]
+    lines = [
+        line for line in (result.stderr + result.stdout).splitlines() if "file not found" in line
+    ]
     assert len(lines) == 4
     assert f"{tmp_path}/train-images-idx3-ubyte.gz" in lines[0]
 
@@ -107,12 +119,30 @@ def test_missing_data_gives_one_line_per_file(tmp_path: Path) -> None:
 @pytest.mark.skipif(not DEBIAN_DIR.is_dir(), reason="real Fashion-MNIST not installed")
 def test_short_run_on_real_data(tmp_path: Path) -> None:
     result = run_train(
-        f"tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"data.root={DEBIAN_DIR}",
-        "model=model_2", "trainer.max_epochs=1", "trainer.limit_train_batches=60",
-        "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}/run",
+        f"tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"data.root={DEBIAN_DIR}",
+        "model=model_2",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=60",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}/run",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = finished_runs(tmp_path)
     # 60 batches of 128 images already separate the three superclasses well
     assert run.data.metrics["test/acc"] > 0.9
     assert run.data.params["data.verify"] == "True"
+
+
+def test_bad_trainer_argument_creates_no_run(tmp_path: Path) -> None:
+    result = run_train(
+        "trainer.strategy=nonsense",
+        f"tracking_uri=sqlite:///{tmp_path}/db.sqlite",
+        f"hydra.run.dir={tmp_path}/run",
+    )
+    output = result.stderr + result.stdout
+    assert result.returncode == 2
+    assert "Traceback" not in output
+    assert "trainer settings rejected by Lightning" in output
+    client = MlflowClient(f"sqlite:///{tmp_path}/db.sqlite")
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
