@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fashion import plots
+from fashion import study_figures
 from fashion.metrics import markdown_table
 
 log = logging.getLogger(__name__)
@@ -204,13 +204,16 @@ def write_figures(study: Study, out_dir: Path) -> list[Path]:
     reference = {}
     if "reference test/acc" in summary:
         reference = summary["reference test/acc"].dropna().to_dict()
-    bars = plots.accuracy_bars(
+    bars = study_figures.accuracy_bars(
         list(summary.index),
         summary["test/acc mean"].tolist(),
         summary["test/acc std"].fillna(0.0).tolist(),
         reference,
     )
-    figures = {LOSS_FIGURE: plots.loss_curves_by_model(study.histories), ACCURACY_FIGURE: bars}
+    figures = {
+        LOSS_FIGURE: study_figures.loss_curves_by_model(study.histories),
+        ACCURACY_FIGURE: bars,
+    }
     paths = []
     for name, figure in figures.items():
         figure.savefig(out_dir / name, dpi=DPI, bbox_inches="tight")

@@ -6,7 +6,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from fashion import plots
+from fashion import plots, study_figures
 
 TASK_NAMES = ("Top", "Bottom", "Accessories")
 FINE_NAMES = (
@@ -202,7 +202,7 @@ def test_loss_curves_by_model_panels():
     histories = {
         f"model_{k}": {"train/loss": [0.5, 0.3], "val/loss": [0.6, 0.4]} for k in range(1, 5)
     }
-    figure = plots.loss_curves_by_model(histories)
+    figure = study_figures.loss_curves_by_model(histories)
     visible = [ax for ax in figure.axes if ax.get_visible()]
 
     assert len(visible) == 4
@@ -212,12 +212,12 @@ def test_loss_curves_by_model_panels():
 
 def test_loss_curves_by_model_rejects_empty():
     with pytest.raises(ValueError, match="at least one"):
-        plots.loss_curves_by_model({})
+        study_figures.loss_curves_by_model({})
 
 
 def test_accuracy_bars_with_reference():
     names = ["model_1", "model_2", "model_3"]
-    figure = plots.accuracy_bars(
+    figure = study_figures.accuracy_bars(
         names, [0.985, 0.990, 0.986], [0.001, 0.0005, 0.0], reference={"model_2": 0.9907}
     )
     drawn = texts(figure)
@@ -233,4 +233,4 @@ def test_accuracy_bars_with_reference():
 
 def test_accuracy_bars_rejects_length_mismatch():
     with pytest.raises(ValueError, match="equal lengths"):
-        plots.accuracy_bars(["a", "b"], [0.9], [0.0])
+        study_figures.accuracy_bars(["a", "b"], [0.9], [0.0])
