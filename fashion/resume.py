@@ -24,8 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-# keys that set where or how a run is tracked, not what it computes
-UNHASHED_KEYS = ("resume", "sweep_id", "tracking_uri")
+# keys that set where a run is tracked or how it reports, not what it computes
+UNHASHED_KEYS = ("resume", "sweep_id", "tracking_uri", "threads")
+UNHASHED_TRAINER_KEYS = ("enable_progress_bar", "enable_model_summary")
 CHECKPOINT_NAME = "last.ckpt"
 
 
@@ -37,6 +38,8 @@ def config_hash(cfg: DictConfig) -> str:
     values = OmegaConf.to_container(cfg, resolve=True)
     for key in UNHASHED_KEYS:
         values.pop(key, None)
+    for key in UNHASHED_TRAINER_KEYS:
+        values.get("trainer", {}).pop(key, None)
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -264,3 +264,13 @@ def test_val_metrics_only_in_validated_epochs(idx_dir, tmp_path) -> None:
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [2]
     assert [step for step, _ in epoch_losses(tmp_path, run.info.run_id)] == [1, 2, 3]
+
+
+def test_config_hash_ignores_reporting_settings(idx_dir, tmp_path) -> None:
+    base = compose_config(idx_dir, tmp_path)
+    quiet = compose_config(
+        idx_dir, tmp_path, "trainer.enable_progress_bar=true", "threads=1", "resume=auto"
+    )
+    other = compose_config(idx_dir, tmp_path, "optim.lr=0.01")
+    assert train_module.resume.config_hash(base) == train_module.resume.config_hash(quiet)
+    assert train_module.resume.config_hash(base) != train_module.resume.config_hash(other)
