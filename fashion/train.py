@@ -27,7 +27,8 @@ from fashion.data import DataError
 from fashion.datamodule import FashionDataModule
 from fashion.models import count_trainable, create_network
 from fashion.module import Classifier, NonFiniteLossError
-from fashion.schema import ConfigError, validate  # importing registers the schema
+from fashion.schema import ConfigError  # importing registers the schema
+from fashion.validation import validate
 
 log = logging.getLogger("fashion.train")
 

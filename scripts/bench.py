@@ -41,7 +41,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from torch import nn  # noqa: E402
 
-from fashion import data, schema, train  # noqa: E402
+from fashion import data, schema, train, validation  # noqa: E402
 from fashion.models import create_network, l2_penalty, l2_weights  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -122,7 +122,7 @@ def compose_config(args: argparse.Namespace) -> DictConfig:
     if args.data_dir is not None:
         cfg.data.root = str(args.data_dir)
     try:
-        schema.validate(cfg)
+        validation.validate(cfg)
     except schema.ConfigError as error:
         raise SystemExit(f"invalid config:\n{error}") from None
     train.resolve_settings(cfg)

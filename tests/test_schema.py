@@ -11,11 +11,12 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from fashion import schema
+from fashion import schema, validation
 from fashion.augment import AugmentSettings
 from fashion.models import ARCHITECTURES, create_network
-from fashion.schema import ConfigError, validate
+from fashion.schema import ConfigError
 from fashion.tracking import PROJECT_ROOT
+from fashion.validation import validate
 
 MODELS = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "model").glob("*.yaml"))
 AUGMENTS = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "augment").glob("*.yaml"))
@@ -257,7 +258,7 @@ def test_augment_schema_matches_settings() -> None:
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_l2_layers_match_networks(arch: str) -> None:
-    assert schema.L2_LAYERS[arch] == create_network(arch, 3).l2_layers
+    assert validation.L2_LAYERS[arch] == create_network(arch, 3).l2_layers
 
 
 def test_train_rejects_bad_config_before_mlflow(tmp_path: Path) -> None:
