@@ -52,7 +52,7 @@ def epoch_losses(tmp_path: Path, run_id: str) -> list[tuple[int, float]]:
 
 @pytest.fixture(autouse=True)
 def restore_sigint():
-    # Lightning ignores SIGINT while it shuts down after Ctrl-C; give pytest its handler back
+    # Lightning ignores SIGINT while it shuts down after Ctrl-C, so give pytest its handler back
     handler = signal.getsignal(signal.SIGINT)
     yield
     signal.signal(signal.SIGINT, handler)
@@ -191,7 +191,7 @@ def cli_overrides(idx_dir: Path, tmp_path: Path) -> list[str]:
     ]
 
 
-def test_kill_9_in_epoch_3_then_resume_matches_uninterrupted(idx_dir, tmp_path) -> None:
+def test_kill_9_resume_matches_uninterrupted(idx_dir, tmp_path) -> None:
     five_epochs = [*cli_overrides(idx_dir, tmp_path), "trainer.max_epochs=5", "model=model_4"]
     full = run_cli([*five_epochs, "run_name=full", f"hydra.run.dir={tmp_path}/full"])
     assert full.returncode == 0, full.stderr[-3000:]
