@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class EpochPermutation:
-    """Seeded shuffling that depends only on (seed, epoch), so a resumed run sees the
-    same batches it would have seen uninterrupted. Lightning calls set_epoch on it."""
+    """Seeded shuffling that depends only on (seed, epoch), so a resumed run gets the same
+    batches as an uninterrupted one. Lightning calls set_epoch on it."""
 
     def __init__(self, size: int, shuffle: bool, seed: int) -> None:
         self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, 0
@@ -129,7 +129,7 @@ class FashionDataModule(L.LightningDataModule):
                 f"the number of training images in {self.directory}; lower data.val_size"
             )
 
-        # the split depends only on split_seed, so every model and seed sees the same one
+        # the split depends only on split_seed, so every model and seed uses the same one
         generator = torch.Generator().manual_seed(self.split_seed)
         order = torch.randperm(len(train_fine), generator=generator)
         val_index, train_index = order[: self.val_size], order[self.val_size :]

@@ -44,17 +44,22 @@ def cpu_has_fast_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
 
 
-def describe(accelerator: str) -> str:
-    """The hardware a run trains on, for its tags and reports."""
-    if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
+def cpu_model() -> str:
+    """Return the CPU's model name from /proc/cpuinfo, or what the platform module reports."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical CPUs)"
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs)"
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe(accelerator: str) -> str:
+    """Name the hardware a run trains on, for its tags and reports."""
+    if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{cpu_model()} ({os.cpu_count()} logical CPUs)"
 
 
 def resolve_accelerator(accelerator: str) -> str:

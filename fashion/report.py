@@ -1,4 +1,4 @@
-"""What a finished run logs beside its metrics: test evaluation files and figures."""
+"""Test evaluation files and figures that a finished run logs beside its metrics."""
 
 import logging
 import tempfile

@@ -48,9 +48,9 @@ def warn_ignored_overrides(requested: DictConfig, stored: DictConfig) -> None:
     """Log the settings of this command that a resumed run does not take: it continues
     with the config it started with."""
     ignored = []
-    wanted = OmegaConf.to_container(requested, resolve=True)
+    requested_values = OmegaConf.to_container(requested, resolve=True)
     used = OmegaConf.to_container(stored, resolve=True)
-    for group, values in wanted.items():
+    for group, values in requested_values.items():
         if group in UNHASHED_KEYS or not isinstance(values, dict):
             continue
         for key, value in values.items():

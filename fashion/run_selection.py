@@ -129,11 +129,11 @@ def check_same_settings(runs: Iterable[Run]) -> None:
         }
         differing = {key: values for key, values in differing.items() if len(values) > 1}
         if differing:
-            shown = "; ".join(
+            summary = "; ".join(
                 f"{key}: {', '.join(values)}" for key, values in list(differing.items())[:3]
             )
             raise SelectionError(
-                f"runs of {model} differ in more than the seed ({shown}); compare one "
+                f"runs of {model} differ in more than the seed ({summary}); compare one "
                 "setting at a time with --sweep SWEEP or a separate --experiment"
             )
 

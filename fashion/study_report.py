@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from fashion import study_figures
+from fashion.device import cpu_model
 from fashion.metrics import markdown_table
 
 log = logging.getLogger(__name__)
@@ -143,16 +143,6 @@ def plural(count: int, noun: str) -> str:
 def distinct(runs: pd.DataFrame, column: str) -> str:
     values = sorted({str(v) for v in runs[column] if str(v) not in ("", "None", "nan")})
     return ", ".join(values) or "not recorded"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def hardware(runs: pd.DataFrame) -> str:

@@ -25,7 +25,7 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
 
 
 def tracking_uri(explicit: str | None = None) -> str:
-    """An explicit URI, else MLFLOW_TRACKING_URI, else the SQLite store under the project."""
+    """Return an explicit URI, else MLFLOW_TRACKING_URI, else the SQLite store of the project."""
     uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
@@ -38,7 +38,7 @@ def get_client(uri: str | None = None) -> MlflowClient:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The experiment's id, creating it if needed; safe when parallel jobs race to create it."""
+    """Return the experiment's id, creating it if needed, also when parallel jobs race."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id

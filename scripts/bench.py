@@ -42,6 +42,7 @@ from omegaconf import DictConfig  # noqa: E402
 from torch import nn  # noqa: E402
 
 from fashion import data, schema, train, validation  # noqa: E402
+from fashion.device import cpu_model  # noqa: E402
 from fashion.models import create_network, l2_penalty, l2_weights  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -373,13 +374,7 @@ def precision_sweep(args: argparse.Namespace, cfg: DictConfig, device: torch.dev
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
+    return cpu_model()
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

@@ -62,7 +62,8 @@ def test_split_is_seeded_and_disjoint(idx_dir: Path) -> None:
     datamodule.load()
     train_images, train_labels = datamodule.tensors["train"]
     val_images, _ = datamodule.tensors["val"]
-    assert len(train_labels) == 100 and len(val_images) == 20
+    assert len(train_labels) == 100
+    assert len(val_images) == 20
     # fixture images are unique, so no image may sit in both splits
     train_rows = {bytes(image.flatten().tolist()) for image in train_images}
     assert not any(bytes(image.flatten().tolist()) in train_rows for image in val_images)
@@ -100,5 +101,6 @@ def test_shift_keeps_shape_range_and_moves_pixels() -> None:
         AugmentSettings(crop_p=1.0, crop_padding=3, rotate_p=1.0, rotate_degrees=15.0)
     )(x)
     assert out.shape == x.shape
-    assert out.min() >= 0 and out.max() <= 1
+    assert out.min() >= 0
+    assert out.max() <= 1
     assert not torch.equal(out, x)

@@ -1,15 +1,13 @@
 """Failures and interruptions: runs are closed with a reason, resumed exactly, skipped when
 finished; parallel jobs and repeated seeds behave."""
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
+from train_cli import run_train, small_overrides
 
 from fashion import train as train_module
 from fashion.module import Classifier
@@ -165,47 +163,24 @@ main()
 """
 
 
-def run_cli(args: list[str], env: dict | None = None, script: str | None = None):
-    command = [sys.executable, "-c", script] if script else [sys.executable, "-m", "fashion.train"]
-    return subprocess.run(
-        command + args,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "MPLBACKEND": "Agg", **(env or {})},
-    )
-
-
-def cli_overrides(idx_dir: Path, tmp_path: Path) -> list[str]:
-    return [
-        f"tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-        f"data.root={idx_dir}",
-        "data.verify=false",
-        "data.val_size=20",
-        "data.batch_size=16",
-        "trainer.max_epochs=3",
-        "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={tmp_path}/run",
-        f"hydra.sweep.dir={tmp_path}/sweep",
-    ]
-
-
 def test_kill_9_resume_matches_uninterrupted(idx_dir, tmp_path) -> None:
-    five_epochs = [*cli_overrides(idx_dir, tmp_path), "trainer.max_epochs=5", "model=model_4"]
-    full = run_cli([*five_epochs, "run_name=full", f"hydra.run.dir={tmp_path}/full"])
+    five_epochs = [
+        *small_overrides(idx_dir, tmp_path, epochs=5),
+        "model=model_4",
+    ]
+    full = run_train(*five_epochs, "run_name=full", f"hydra.run.dir={tmp_path}/full")
     assert full.returncode == 0, full.stderr[-3000:]
 
     # 7 steps per epoch: global step 16 is the third step of epoch 3
-    killed = run_cli(
-        [*five_epochs, "run_name=killed"], env={"KILL_AT_STEP": "16"}, script=KILL_SCRIPT
+    killed = run_train(
+        *five_epochs, "run_name=killed", env={"KILL_AT_STEP": "16"}, script=KILL_SCRIPT
     )
     assert killed.returncode == -signal.SIGKILL
     uninterrupted, run = runs(tmp_path)
     assert run.info.status == "RUNNING"  # nothing could close it
     assert [step for step, _ in epoch_losses(tmp_path, run.info.run_id)] == [1, 2]
 
-    resumed = run_cli([*five_epochs, "run_name=killed", "resume=auto"])
+    resumed = run_train(*five_epochs, "run_name=killed", "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     uninterrupted, run = runs(tmp_path)
     assert run.info.status == "FINISHED"
@@ -219,29 +194,25 @@ def test_kill_9_resume_matches_uninterrupted(idx_dir, tmp_path) -> None:
 def test_sweep_rerun_skips_finished_jobs(idx_dir, tmp_path) -> None:
     sweep = [
         "-m",
-        *cli_overrides(idx_dir, tmp_path),
+        *small_overrides(idx_dir, tmp_path, epochs=1),
         "model=model_1,model_2",
-        "trainer.max_epochs=1",
         "resume=auto",
     ]
-    assert run_cli(sweep).returncode == 0
-    second = run_cli(sweep)
+    assert run_train(*sweep).returncode == 0
+    second = run_train(*sweep)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stderr.count("already finished") + second.stdout.count("already finished") == 2
     assert len(runs(tmp_path)) == 2
 
 
 def test_parallel_jobs_into_fresh_store(idx_dir, tmp_path) -> None:
-    result = run_cli(
-        [
-            "-m",
-            *cli_overrides(idx_dir, tmp_path),
-            "model=model_1,model_2,model_3",
-            "trainer.max_epochs=1",
-            "threads=1",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=3",
-        ]
+    result = run_train(
+        "-m",
+        *small_overrides(idx_dir, tmp_path, epochs=1),
+        "model=model_1,model_2,model_3",
+        "threads=1",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=3",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")

@@ -1,43 +1,14 @@
 """End to end: training runs on generated data leave complete MLflow runs."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from train_cli import run_train, small_overrides
 
 from fashion.data import DEBIAN_DIR
-from fashion.tracking import PROJECT_ROOT
 
 EPOCH_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
-
-
-def run_train(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fashion.train", *overrides],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "MPLBACKEND": "Agg", **(env or {})},
-    )
-
-
-def small_overrides(idx_dir: Path, tmp_path: Path) -> list[str]:
-    return [
-        f"tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-        f"data.root={idx_dir}",
-        "data.verify=false",
-        "data.val_size=20",
-        "data.batch_size=16",
-        "trainer.max_epochs=2",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        f"hydra.run.dir={tmp_path}/run",
-        f"hydra.sweep.dir={tmp_path}/sweep",
-    ]
 
 
 def finished_runs(tmp_path: Path, experiment: str = "fashion-superclass") -> list:
@@ -48,7 +19,7 @@ def finished_runs(tmp_path: Path, experiment: str = "fashion-superclass") -> lis
 
 
 def test_training_run_is_complete_in_mlflow(idx_dir: Path, tmp_path: Path) -> None:
-    result = run_train(*small_overrides(idx_dir, tmp_path), "model=model_6")
+    result = run_train(*small_overrides(idx_dir, tmp_path, epochs=2), "model=model_6")
     assert result.returncode == 0, result.stderr[-3000:]
 
     (run,) = finished_runs(tmp_path)
@@ -88,7 +59,10 @@ def test_training_run_is_complete_in_mlflow(idx_dir: Path, tmp_path: Path) -> No
 
 def test_two_job_sweep_shares_experiment_and_sweep_tag(idx_dir: Path, tmp_path: Path) -> None:
     result = run_train(
-        "-m", *small_overrides(idx_dir, tmp_path), "model=model_1,model_2", "trainer.max_epochs=1"
+        "-m",
+        *small_overrides(idx_dir, tmp_path, epochs=2),
+        "model=model_1,model_2",
+        "trainer.max_epochs=1",
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
